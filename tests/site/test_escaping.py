@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import pytest
+
 import json
 
 from bs4 import BeautifulSoup
 
 from conftest import lesson_text
+
+pytestmark = pytest.mark.light
 
 HOSTILE_TITLE = 'A < B & "C" \'D\' </title><script>alert(1)</script>'
 HOSTILE_TAG = "<b>bold</b>&amp;"

@@ -6,6 +6,8 @@ import pytest
 
 from conftest import lesson_text
 
+pytestmark = pytest.mark.light
+
 LESSON = "ko/cnn/01-images-as-tensors.md"
 SHOWN = f"content/{LESSON}"
 

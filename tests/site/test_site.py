@@ -14,7 +14,7 @@ from bs4 import BeautifulSoup
 from conftest import ROOT
 from links import check_site
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.light]
 
 LESSON_03 = "cnn/03-cnn-intuition/index.html"
 HANGUL = re.compile(r"[\uac00-\ud7a3]")

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import pytest
-
 import json
 
+import pytest
 from bs4 import BeautifulSoup
 
 from conftest import lesson_text

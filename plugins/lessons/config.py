@@ -11,9 +11,14 @@ class LessonsConfig(Config):
     catalogue = c.Type(str, default="streams.yml")
     """Path of the stream catalogue, relative to ``docs_dir``."""
 
-    report_url = c.Type(str, default="{repo_url}/issues/new?title={title}&body={body}")
-    """Address of the "report a problem" link; ``{repo_url}`` comes from ``mkdocs.yml``, and
-    ``{title}`` and ``{body}`` are filled with the lesson id and the page's source path."""
+    repository = c.Optional(c.URL())
+    """Address of the project's repository; without it, and without ``repo_url``, lessons have no
+    "report a problem" link."""
+
+    report_url = c.Type(str, default="{repository}/issues/new?title={title}&body={body}")
+    """Address of the "report a problem" link: ``{repository}`` is the option above (or
+    ``repo_url``), and ``{title}`` and ``{body}`` are filled with the lesson id and the page's
+    source path."""
 
     default_language = c.Type(str, default="ko")
     """Language whose lesson files every lesson must have (the other language may fall back to it)."""

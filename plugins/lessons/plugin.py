@@ -211,11 +211,12 @@ class LessonsPlugin(BasePlugin[LessonsConfig]):
         }
 
     def _report_url(self, lesson: Lesson, config: MkDocsConfig) -> str | None:
-        if not config.repo_url:
+        repository = self.config.repository or config.repo_url
+        if not repository:
             return None
         source = f"{_shown_prefix(config)}{lesson.src_uri}"
         return self.config.report_url.format(
-            repo_url=config.repo_url.rstrip("/"),
+            repository=repository.rstrip("/"),
             title=quote(f"[{lesson.meta.id}] ", safe=""),
             body=quote(f"Page: {source}\n\n", safe=""),
         )

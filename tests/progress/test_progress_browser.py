@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, Project, lesson_text, serve_directory
+from support import ROOT, Project, lesson_text, serve_directory
 
 pytestmark = pytest.mark.browser
 

@@ -7,7 +7,7 @@ import json
 import pytest
 from bs4 import BeautifulSoup
 
-from conftest import lesson_text
+from support import lesson_text
 
 pytestmark = pytest.mark.light
 

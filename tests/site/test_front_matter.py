@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import lesson_text
+from support import lesson_text
 
 pytestmark = pytest.mark.light
 

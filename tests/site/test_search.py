@@ -6,7 +6,7 @@ from urllib.parse import quote
 
 import pytest
 
-from conftest import lesson_text, serve_directory
+from support import lesson_text, serve_directory
 
 pytestmark = pytest.mark.browser
 
@@ -15,7 +15,7 @@ KOREAN_BODY = "## 소개\n\n이 레슨에서 합성곱은 중요합니다. 역�
 
 @pytest.fixture(scope="module")
 def search_site(tmp_path_factory):
-    from conftest import Project
+    from support import Project
 
     project = Project(tmp_path_factory.mktemp("search") / "project")
     # Both languages share the title on purpose: a de-duplicating search index would drop the English page.

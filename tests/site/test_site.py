@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from bs4 import BeautifulSoup
 
-from conftest import ROOT
 from links import check_site
 
 pytestmark = [pytest.mark.slow, pytest.mark.light]
@@ -20,15 +17,9 @@ LESSON_03 = "cnn/03-cnn-intuition/index.html"
 HANGUL = re.compile(r"[\uac00-\ud7a3]")
 
 
-@pytest.fixture(scope="session")
-def site(tmp_path_factory) -> Path:
-    site_dir = tmp_path_factory.mktemp("real-site") / "site"
-    completed = subprocess.run(
-        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site_dir)],
-        cwd=ROOT, capture_output=True, text=True,
-    )
-    assert completed.returncode == 0, completed.stdout + completed.stderr
-    return site_dir
+@pytest.fixture(scope="module")
+def site(real_site) -> Path:
+    return real_site
 
 
 def soup_of(site: Path, relative: str) -> BeautifulSoup:

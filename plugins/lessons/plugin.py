@@ -74,7 +74,9 @@ class LessonsPlugin(BasePlugin[LessonsConfig]):
         self.urls[language] = {
             getattr(file, "norm_src_uri", file.src_uri): file.url for file in files.documentation_pages()
         }
-        return None
+        if self.index is not None:
+            _title_stream_sections(nav.items, self.index, language)
+        return nav
 
     def on_page_markdown(self, markdown: str, page: Page, config: MkDocsConfig, files: Files) -> str | None:
         """Escape the lesson title, so HTML in front matter is shown as text everywhere it appears."""
@@ -86,6 +88,9 @@ class LessonsPlugin(BasePlugin[LessonsConfig]):
         title = escape(lesson.meta.title)
         page.meta["title"] = title
         page.title = title
+        # Material reads a page's "status" as its own nav badge (new, deprecated); ours means
+        # published or draft and is shown in the lesson header instead.
+        page.meta.pop("status", None)
         return markdown
 
     @event_priority(-200)
@@ -263,6 +268,19 @@ def _shown_prefix(config: MkDocsConfig) -> str:
         return docs_dir.relative_to(project_dir).as_posix() + "/"
     except ValueError:
         return docs_dir.as_posix() + "/"
+
+
+def _title_stream_sections(items, index: SiteIndex, language: str) -> None:
+    """Name each stream's nav section by the stream's title instead of its folder name."""
+    for item in items:
+        if not getattr(item, "is_section", False):
+            continue
+        for child in item.children:
+            file = getattr(child, "file", None)
+            stream_id = _stream_of_index(getattr(file, "norm_src_uri", ""), index) if file else None
+            if stream_id is not None:
+                item.title = getattr(index.stream(stream_id).title, language)
+        _title_stream_sections(item.children, index, language)
 
 
 def _stream_of_index(path: str, index: SiteIndex) -> str | None:

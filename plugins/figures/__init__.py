@@ -1,0 +1,1 @@
+"""The ``figures`` MkDocs plugin: runs ``python run`` blocks and shows their figures."""

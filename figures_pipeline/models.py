@@ -24,10 +24,12 @@ fresh deep copy, so a lesson that re-initialises or trains a model never affects
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import importlib
 import importlib.resources
 import json
+import os
 import threading
 import tomllib
 from dataclasses import dataclass, field
@@ -42,6 +44,7 @@ if TYPE_CHECKING:
     from torch import nn
 
 REGISTRY_DIR = Path(__file__).with_name("registry")
+REGISTRY_ENV = "FIGURES_MODEL_REGISTRY"
 """Folder of the built-in entries, one ``<name>.toml`` file per model."""
 
 
@@ -175,7 +178,8 @@ class WeightsSource:
     ``source`` is one of:
 
     - ``"package"``: ``file`` inside the installed Python package ``package``;
-    - ``"path"``: ``file`` is a local path (relative paths are relative to the current folder);
+    - ``"path"``: ``file`` is a local path (in a registry file, relative to that file's folder;
+      elsewhere, relative to the current folder);
     - ``"torch_cache"``: ``file`` in torch's cache folder ``torch.hub.get_dir()/checkpoints``,
       where torchvision keeps the weights named by ``torchvision_weights`` (an enum member such
       as ``"ResNet18_Weights.IMAGENET1K_V1"``). It is never downloaded.
@@ -400,13 +404,27 @@ _cache_lock = threading.Lock()
 
 
 def _builtin_entries() -> dict[str, Path]:
-    return {path.stem: path for path in sorted(REGISTRY_DIR.glob("*.toml"))}
+    """Registry files by model name: the package's own, then those of ``FIGURES_MODEL_REGISTRY``.
+
+    ``FIGURES_MODEL_REGISTRY`` lists extra folders of ``<name>.toml`` files (separated like
+    ``PATH``), so a project can add models without code; a package entry keeps its name.
+    """
+    folders = [REGISTRY_DIR]
+    folders += [Path(folder) for folder in os.environ.get(REGISTRY_ENV, "").split(os.pathsep) if folder]
+    entries: dict[str, Path] = {}
+    for folder in folders:
+        for path in sorted(folder.glob("*.toml")):
+            entries.setdefault(path.stem, path)
+    return entries
 
 
 def _read_entry_file(path: Path) -> ModelEntry:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
         weights = WeightsSource(**data.pop("weights"))
+        if weights.source == "path" and not Path(weights.file).expanduser().is_absolute():
+            # A registry file names its weights relative to itself, wherever the build runs.
+            weights = dataclasses.replace(weights, file=str(path.parent / weights.file))
         preprocessing_data = data.pop("preprocessing", {})
         resize = preprocessing_data.get("resize", [224, 224])
         preprocessing = Preprocessing(

@@ -313,9 +313,10 @@ class Engine:
     def _dependencies(self, result: dict, context: KeyContext) -> list[tuple[str, str]]:
         dependencies = dict(self._library_dependencies())
         for spec in result["reads"]:
+            # A file the block read but that cannot be found again keeps the block stale, rather
+            # than silently dropping out of its key.
             digest = self.resolver.current_digest(spec, context)
-            if digest is not None:
-                dependencies[spec] = digest
+            dependencies[spec] = MISSING if digest is None else digest
         for spec, path in result["modules"]:
             digest = self.hasher.digest(Path(path))
             if digest is not None:

@@ -383,8 +383,11 @@ class _Recorder:
         if _under(path, [self.lesson_dir]):
             return f"lesson:{os.path.relpath(path, self.lesson_dir)}"
         for entry in self.search_paths:
-            if entry != self.root and _under(path, [entry]) and not _under(self.root, [entry]):
-                return f"pkg:{os.path.relpath(path, entry)}"
+            relative = os.path.relpath(path, entry)
+            # Only a file inside a package folder can be found again by the package's name.
+            inside_package = "/" in relative
+            if entry != self.root and inside_package and _under(path, [entry]) and not _under(self.root, [entry]):
+                return f"pkg:{relative}"
         if _under(path, [self.root]):
             return f"repo:{os.path.relpath(path, self.root)}"
         if path.startswith(_SKIPPED_PREFIXES) or _under(path, [self.temp_dir, *self.home_caches]):

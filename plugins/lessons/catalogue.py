@@ -199,7 +199,7 @@ def _apply_fallback_policy(index: SiteIndex, shown_prefix: str, default_language
     """Keep every language's set of lessons switchable.
 
     A lesson missing in another language falls back to the default language's text (mkdocs-static-i18n
-    copies it there, and the page says it is untranslated). A lesson without a default-language version
+    copies it there, and the page shows a note that it is untranslated). A lesson without a default-language version
     would have no page to switch to, so it is an author error and is left out. Translations must carry
     the same id, number and exercises as their default-language version.
     """

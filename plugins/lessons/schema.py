@@ -107,7 +107,7 @@ def _message(item: dict[str, Any], model: type[BaseModel]) -> str:
 
 
 def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
-    # Walk from the root model down to the mapping that holds the unknown key.
+    # Walk from the root model down to the mapping that contains the unknown key.
     for part in loc[:-1]:
         if isinstance(part, int):
             continue

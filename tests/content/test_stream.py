@@ -54,7 +54,8 @@ def test_every_lesson_published_in_both_languages():
         assert ko["id"] == en["id"], name
         assert [item["id"] for item in ko.get("exercises", [])] == [item["id"] for item in en.get("exercises", [])], name
         assert ko.get("exercises"), f"{name} has no exercise"
-        assert ko.get("links") and en.get("links"), f"{name} has no links"
+        assert ko.get("links"), f"ko/{name} has no links"
+        assert en.get("links"), f"en/{name} has no links"
         assert ko["tags"] == en["tags"], name
 
 

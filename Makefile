@@ -20,6 +20,7 @@ test: $(INSTALLED) browser
 bench: $(INSTALLED)
 	$(BIN)/python bench/build_bench.py
 	$(BIN)/python bench/toolkit_bench.py
+	$(BIN)/python bench/progress_size.py
 
 # The full profile: MkDocs, the figure toolkit (torch, timm, matplotlib) and the test tools.
 $(INSTALLED): pyproject.toml

@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 export NO_MKDOCS_2_WARNING := 1
 
-.PHONY: site serve test test-python test-js browser bench clean
+.PHONY: site serve test browser bench clean
 
 site: $(INSTALLED)
 	$(BIN)/mkdocs build --strict --site-dir site

@@ -16,6 +16,7 @@ from typing import Iterator
 
 import yaml
 
+# LESSON_SITE_ROOT points the site tests at another checkout of the project (default: this one).
 ROOT = Path(os.environ.get("LESSON_SITE_ROOT") or Path(__file__).resolve().parent.parent)
 
 os.environ.setdefault("NO_MKDOCS_2_WARNING", "1")

@@ -127,10 +127,7 @@ class FileHasher:
         with self._lock:
             text = json.dumps(self._entries, sort_keys=True)
             self._dirty = False
-        self._cache_file.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self._cache_file.with_name(f".{self._cache_file.name}.{os.getpid()}.tmp")
-        temporary.write_text(text, encoding="utf-8")
-        os.replace(temporary, self._cache_file)
+        write_text_atomically(self._cache_file, text)
 
 
 class DependencyResolver:
@@ -168,6 +165,14 @@ class DependencyResolver:
         if top not in self._package_dirs:
             self._package_dirs[top] = _find_package_dir(top)
         return self._package_dirs[top]
+
+
+def write_text_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file, so readers never see half of it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(text, encoding="utf-8")
+    os.replace(temporary, path)
 
 
 def sha256_file(path: Path | str) -> str:

@@ -35,6 +35,7 @@ from figures_pipeline.keys import (
     describe_spec,
     full_key,
     sha256_bytes,
+    write_text_atomically,
 )
 from figures_pipeline.pool import PageJob, PageRun, WorkerPool
 from figures_pipeline.store import Entry, Store
@@ -427,10 +428,7 @@ class CodeDigestCache:
         with self._lock:
             text = json.dumps(self._digests, sort_keys=True)
             self._dirty = False
-        self._cache_file.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self._cache_file.with_name(f".{self._cache_file.name}.{os.getpid()}.tmp")
-        temporary.write_text(text, encoding="utf-8")
-        os.replace(temporary, self._cache_file)
+        write_text_atomically(self._cache_file, text)
 
 
 def describe_failure(page: Page, index: int, error: dict) -> tuple[int, str]:

@@ -1,7 +1,7 @@
 """Print the gzipped size of the reader-progress script and styles, against the 10 KiB budget.
 
 Usage: python bench/progress_size.py  (exits 1 when the files as served exceed the budget)
-The site serves these files minified by mkdocs-minify-plugin (jsmin and csscompressor); each file
+The site serves these files minified by mkdocs-minify-plugin (jsmin and csscompressor). Each file
 is gzipped on its own at level 9, as a static host would serve it.
 """
 

@@ -230,13 +230,12 @@ def _apply_fallback_policy(index: SiteIndex, shown_prefix: str, default_language
 
 
 def _yaml_key_line(text: str, key: str) -> int:
-    last = key.split(".")
-    for part in reversed(last):
-        if part.isdigit():
-            continue
-        pattern = re.compile(rf"^\s*-?\s*{re.escape(part)}\s*:")
-        for number, line in enumerate(text.splitlines(), start=1):
-            if pattern.match(line):
-                return number
-        break
+    """Return the first line that sets the innermost named part of ``key`` (e.g. ``planned``), or 1."""
+    names = [part for part in key.split(".") if not part.isdigit()]
+    if not names:
+        return 1
+    pattern = re.compile(rf"^\s*-?\s*{re.escape(names[-1])}\s*:")
+    for number, line in enumerate(text.splitlines(), start=1):
+        if pattern.match(line):
+            return number
     return 1

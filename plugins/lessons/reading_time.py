@@ -1,7 +1,8 @@
 """Estimate a lesson's reading time from its Markdown, to check the ``minutes`` an author gives.
 
-The rule: prose at 200 English words a minute, or 500 Korean characters (spaces not counted) a
-minute; code at 15 lines a minute; half a minute to study each figure a ``python run`` block draws.
+The rule: prose reads at 200 English words a minute, or 500 Korean characters (spaces not counted)
+a minute. Code reads at 15 lines a minute, and each figure a ``python run`` block draws adds half a
+minute of study.
 A lesson's ``minutes`` must lie within 25 % of the estimate (at least 2 minutes either way).
 """
 

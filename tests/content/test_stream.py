@@ -103,7 +103,8 @@ def test_built_figures_match_across_languages(real_site):
             for figure in figures:
                 for image in figure.select("img"):
                     assert image.get("alt", "").strip(), f"{language}/{name}: image without alt text"
-                    assert image.get("width") and image.get("height"), f"{language}/{name}: image without size"
+                    assert image.get("width"), f"{language}/{name}: image without width"
+                    assert image.get("height"), f"{language}/{name}: image without height"
                     assert image.get("loading") == "lazy"
                 assert figure.select_one("figcaption").get_text(strip=True), f"{language}/{name}: figure without caption"
             counts[language] = len(figures)

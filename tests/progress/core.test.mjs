@@ -357,7 +357,7 @@ test("altered or truncated code rejected", () => {
 });
 
 test("code with html ids rejected", () => {
-  // A well-formed code, with a valid checksum, whose id holds markup.
+  // A well-formed code, with a valid checksum, whose id contains markup.
   const body = Buffer.from(JSON.stringify({ v: 1, s: 0, b: 0, l: [["<b>x</b>", 1, 5, 5]], e: [], d: [] })).toString("base64url");
   const code = `LP1.${body}.${core.crc32(body)}`;
   assert.throws(() => core.decodeCode(code), (error) => error.code === "invalid-content");

@@ -349,7 +349,7 @@ def test_two_tabs_share_changes(context, site_url):
 
 def test_two_tabs_lost_write_restored(context, site_url):
     # The second tab writes a record that lacks the first tab's change, as when both write at once;
-    # the first tab sees the storage event and writes its change back.
+    # the first tab receives the storage event and writes its change back.
     first = context.new_page()
     second = context.new_page()
     first.goto(lesson(site_url, 1))

@@ -93,7 +93,8 @@ def test_feature_visualisation_is_seeded_and_raises_objective():
     start = fp.feature_visualisation(model, "conv2", 2, steps=0, image_size=24, seed=1)
     assert first.shape == (24, 24, 3)
     assert first.dtype == np.float32
-    assert 0.0 <= first.min() and first.max() <= 1.0
+    assert first.min() >= 0.0
+    assert first.max() <= 1.0
     assert np.array_equal(first, again)
     assert not np.array_equal(first, other)
 

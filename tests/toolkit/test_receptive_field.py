@@ -77,7 +77,8 @@ def assert_fields_match_support(model: nn.Module, size: tuple[int, int]) -> list
         centre, *extents = supports[record.name]
         for axis in (0, 1):
             low, high = extents[axis]
-            assert 0 < low and high < size[axis] - 1, f"{record.name}: field touches the border"
+            assert 0 < low, f"{record.name}: field touches the top or left border"
+            assert high < size[axis] - 1, f"{record.name}: field touches the bottom or right border"
             unit_centre = record.start[axis] + centre[axis] * record.jump[axis]
             assert high - low + 1 == record.size[axis], (record.name, axis)
             assert low == unit_centre - (record.size[axis] - 1) / 2, (record.name, axis)

@@ -316,7 +316,11 @@
     table[key] = { done: winner.done, at: winner.at, first: earliest(old && old.first, item.first) };
   }
 
-  const earliest = (a, b) => (a == null ? (b == null ? null : b) : b == null ? a : Math.min(a, b));
+  function earliest(a, b) {
+    if (a == null) return b == null ? null : b;
+    if (b == null) return a;
+    return Math.min(a, b);
+  }
   const isItem = (value) => isObject(value) && typeof value.done == "boolean" && isTime(value.at) && (value.first === null || isTime(value.first));
   const copyItem = (value) => ({ done: value.done, at: value.at, first: value.first });
   const isObject = (value) => value !== null && typeof value == "object" && !Array.isArray(value);

@@ -75,7 +75,7 @@
     if (!reason && !write(KEY, JSON.stringify(record))) reason = "write";
   }
 
-  // Merge in other tabs' changes; true when this tab holds changes storage lacks (a lost write).
+  // Merge in other tabs' changes; true when this tab contains changes storage lacks (a lost write).
   function refresh() {
     const stored = read(KEY);
     const parsed = stored.ok ? core.parseStored(stored.value, manifest) : { state: "unavailable" };

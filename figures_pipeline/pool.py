@@ -8,6 +8,7 @@ with its exit status. Either way the next page gets a fresh worker.
 
 from __future__ import annotations
 
+import ast
 import os
 import pickle
 import queue
@@ -28,11 +29,22 @@ from typing import Callable, Iterable
 
 _HEADER = struct.Struct(">Q")
 _FRAME_LINE = re.compile(r'File "<lesson-block-(\d+)>", line (\d+) in (\S+)')
-_STARTUP_TIMEOUT = 60.0
+#: Seconds a worker may take to start, importing the libraries its pages use.
+_STARTUP_TIMEOUT = 120.0
 # Workers ask the kernel to kill them when the thread that started them exits (PR_SET_PDEATHSIG
 # is tied to the thread, not the process), so one long-lived thread starts every worker.
 _SPAWNER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="figures-spawner")
 _SCRATCH_PREFIX = "figures-worker-"
+#: Libraries a worker imports as it starts when a page to run imports them (the libraries the key
+#: covers by version), so no page's run time includes them. The toolkit is built on all of them.
+PRELOADABLE = {
+    "numpy": "numpy",
+    "matplotlib": "matplotlib.pyplot",
+    "torch": "torch",
+    "torchvision": "torchvision",
+    "timm": "timm",
+}
+TOOLKIT_PACKAGE = "figures_pipeline"
 
 
 class WorkerStartError(RuntimeError):
@@ -57,6 +69,8 @@ class PageRun:
 
     job: PageJob
     results: list[dict] = field(default_factory=list)
+    #: Wall-clock seconds of the page's blocks, without the worker's start-up
+    seconds: float = 0.0
 
 
 class WorkerPool:
@@ -65,9 +79,10 @@ class WorkerPool:
     def __init__(self, size: int, root: Path) -> None:
         self.size = max(1, size)
         self.root = Path(root)
+        self._workers = [_Worker(self.root) for _ in range(self.size)]
         self._idle: queue.Queue[_Worker] = queue.Queue()
-        for _ in range(self.size):
-            self._idle.put(_Worker(self.root))
+        for worker in self._workers:
+            self._idle.put(worker)
         self._closed = False
 
     def run(self, jobs: Iterable[PageJob], on_done: Callable[[PageRun], None] | None = None) -> list[PageRun]:
@@ -75,6 +90,9 @@ class WorkerPool:
         jobs = list(jobs)
         if not jobs:
             return []
+        preload = preloaded_modules(jobs)
+        for worker in self._workers:
+            worker.want(preload)
         with ThreadPoolExecutor(max_workers=min(self.size, len(jobs)), thread_name_prefix="figures") as executor:
             futures = [executor.submit(self._run_one, job, on_done) for job in jobs]
             return [future.result() for future in futures]
@@ -102,18 +120,54 @@ class WorkerPool:
         return run
 
 
+def preloaded_modules(jobs: Iterable[PageJob]) -> list[str]:
+    """Return the libraries of :data:`PRELOADABLE` that the code of ``jobs`` imports.
+
+    Only import statements are read, anywhere in a block (inside functions too). A page that
+    imports the toolkit gets every library, since the toolkit is built on them.
+    """
+    imported: set[str] = set()
+    for job in jobs:
+        for block in job.blocks:
+            try:
+                tree = ast.parse(block["code"])
+            except (SyntaxError, ValueError):
+                continue
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Import):
+                    imported.update(alias.name.split(".")[0] for alias in node.names)
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    imported.add(node.module.split(".")[0])
+    if TOOLKIT_PACKAGE in imported:
+        imported.update(PRELOADABLE)
+    return [module for name, module in PRELOADABLE.items() if name in imported]
+
+
 class _Worker:
     """One worker process, started on first use and restarted after it dies or is killed."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        #: Modules the worker imports as it starts; a running worker keeps what it has.
+        self.preload: list[str] = []
         self.process: subprocess.Popen | None = None
         self.scratch_dir: Path | None = None
         self.log_path: Path | None = None
         self._buffer = b""
 
+    def want(self, modules: list[str]) -> None:
+        """Add ``modules`` to what the worker imports when it next starts."""
+        requested = set(self.preload) | set(modules)
+        self.preload = [module for module in PRELOADABLE.values() if module in requested]
+
     def run_page(self, job: PageJob) -> PageRun:
         self._ensure_started()
+        started = time.monotonic()
+        run = self._run_blocks(job)
+        run.seconds = time.monotonic() - started
+        return run
+
+    def _run_blocks(self, job: PageJob) -> PageRun:
         run = PageRun(job)
         with _suppress_process_errors():
             os.truncate(self.log_path, 0)
@@ -205,6 +259,7 @@ class _Worker:
         handle = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         environment = _worker_environment()
         environment["FIGURES_SESSION_ROOT"] = str(self.scratch_dir)
+        environment["FIGURES_PRELOAD"] = ",".join(self.preload)
         self.process = _SPAWNER.submit(
             subprocess.Popen,
             [sys.executable, "-m", "figures_pipeline.worker"],
@@ -225,7 +280,8 @@ class _Worker:
             log = self._log_tail().strip()
             self._kill()
             raise WorkerStartError(
-                f"the figures worker process failed to start within {_STARTUP_TIMEOUT:g} s. "
+                f"the figures worker process failed to start within {_STARTUP_TIMEOUT:g} s "
+                f"(importing {', '.join(self.preload) or 'nothing'}). "
                 f"Check that `{sys.executable} -m figures_pipeline.worker` can import its modules.\n{log}"
             ) from None
         if message[0] != "ready":

@@ -3,7 +3,8 @@
 The parent (:mod:`figures_pipeline.pool`) sends one page at a time. The worker runs the page's
 blocks in order in one fresh namespace. After each block it sends the block's figures as PNG bytes,
 its standard output, its error if it raised, and the dependencies the session recorded so far. Between
-pages the worker stays alive, so heavy libraries (torch) are imported once per worker.
+pages the worker stays alive, so heavy libraries (torch) are imported once per worker: at start-up,
+for the libraries the parent names in ``FIGURES_PRELOAD`` (those its pages import).
 
 Each page starts from the same state whatever ran before in this worker. Toolkit modules are
 dropped from ``sys.modules``, so the modules a page imports can be recorded. All figures are
@@ -25,6 +26,7 @@ import builtins
 import contextlib
 import ctypes
 import faulthandler
+import importlib
 import importlib.abc
 import importlib.machinery
 import io
@@ -64,6 +66,7 @@ def main() -> None:
     """Serve pages until the parent closes the pipe or sends ``("exit",)``."""
     channel = _Channel.from_standard_streams()
     _isolate_process()
+    _preload_libraries()
     _INITIAL_STATE.update(environ=dict(os.environ), path=list(sys.path), warnings=list(warnings.filters))
     _install_import_hooks()
     sys.addaudithook(_audit_open)
@@ -79,6 +82,21 @@ def main() -> None:
             except Exception as exception:  # noqa: BLE001 - the parent reports it on the page's block
                 channel.send(("page-error", _describe_exception(exception)))
             channel.send(("page-done",))
+
+
+def _preload_libraries() -> None:
+    # The parent names the libraries its pages import (figures_pipeline.pool.preloaded_modules).
+    # Importing them before the first page keeps the import out of that page's run time. A
+    # library that fails to import is left out: the lesson that imports it gets the error.
+    for name in filter(None, os.environ.pop("FIGURES_PRELOAD", "").split(",")):
+        try:
+            importlib.import_module(name)
+        except Exception:  # noqa: BLE001 - any import failure is reported where a lesson imports it
+            continue
+    for name, setup in _AFTER_IMPORT.items():
+        module = sys.modules.get(name)
+        if module is not None:
+            setup(module)
 
 
 def block_filename(index: int) -> str:

@@ -31,6 +31,7 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 #: Libraries whose versions every block's key covers.
 LIBRARIES = ("torch", "torchvision", "timm", "numpy", "matplotlib")
@@ -84,6 +85,45 @@ def describe_spec(spec: str, context: KeyContext) -> str:
     return rest
 
 
+class CacheFile:
+    """A JSON object kept in a file between builds: read once, written atomically when it changed.
+
+    Values that ``valid`` rejects are dropped when the file is read, so a damaged or outdated file
+    costs only the work it would have saved. Safe to use from several threads.
+    """
+
+    def __init__(self, path: Path | None, valid: Callable[[object], bool] = lambda value: True) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._values: dict[str, object] = {}
+        self._dirty = False
+        if path is not None:
+            try:
+                loaded = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                loaded = {}
+            if isinstance(loaded, dict):
+                self._values = {str(key): value for key, value in loaded.items() if valid(value)}
+
+    def get(self, key: str) -> object | None:
+        with self._lock:
+            return self._values.get(key)
+
+    def put(self, key: str, value: object) -> None:
+        with self._lock:
+            self._values[key] = value
+            self._dirty = True
+
+    def save(self) -> None:
+        """Write the file if a value was added since it was read."""
+        if self.path is None or not self._dirty:
+            return
+        with self._lock:
+            text = json.dumps(self._values, sort_keys=True)
+            self._dirty = False
+        write_text_atomically(self.path, text)
+
+
 class FileHasher:
     """sha256 digests of files, cached by (path, size, mtime_ns) in memory and optionally on disk.
 
@@ -93,12 +133,7 @@ class FileHasher:
     """
 
     def __init__(self, cache_file: Path | None = None) -> None:
-        self._cache_file = cache_file
-        self._lock = threading.Lock()
-        self._entries: dict[str, tuple[int, int, str]] = {}
-        self._dirty = False
-        if cache_file is not None:
-            self._entries = _load_hash_cache(cache_file)
+        self._cache = CacheFile(cache_file, _is_hash_entry)
 
     def digest(self, path: Path) -> str | None:
         """Return the sha256 of the file at ``path``, or None if it is not a readable file."""
@@ -106,28 +141,19 @@ class FileHasher:
             stat = os.stat(path)
         except OSError:
             return None
-        key = str(path)
-        with self._lock:
-            cached = self._entries.get(key)
+        cached = self._cache.get(str(path))
         if cached is not None and cached[0] == stat.st_size and cached[1] == stat.st_mtime_ns:
             return cached[2]
         try:
             digest = sha256_file(path)
         except OSError:
             return None
-        with self._lock:
-            self._entries[key] = (stat.st_size, stat.st_mtime_ns, digest)
-            self._dirty = True
+        self._cache.put(str(path), [stat.st_size, stat.st_mtime_ns, digest])
         return digest
 
     def save(self) -> None:
         """Write the cache file if any digest was computed since it was read."""
-        if self._cache_file is None or not self._dirty:
-            return
-        with self._lock:
-            text = json.dumps(self._entries, sort_keys=True)
-            self._dirty = False
-        write_text_atomically(self._cache_file, text)
+        self._cache.save()
 
 
 class DependencyResolver:
@@ -211,18 +237,13 @@ def _display_path(path: Path, root: Path) -> str:
         return str(path)
 
 
-def _load_hash_cache(cache_file: Path) -> dict[str, tuple[int, int, str]]:
-    try:
-        raw = json.loads(cache_file.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    if not isinstance(raw, dict):
-        return {}
-    entries = {}
-    for key, value in raw.items():
-        if isinstance(value, list) and len(value) == 3:
-            entries[key] = (int(value[0]), int(value[1]), str(value[2]))
-    return entries
+def _is_hash_entry(value: object) -> bool:
+    return (
+        isinstance(value, list)
+        and len(value) == 3
+        and all(isinstance(number, int) for number in value[:2])
+        and isinstance(value[2], str)
+    )
 
 
 def _sha256_json(payload: object) -> str:

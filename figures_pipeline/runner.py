@@ -29,13 +29,13 @@ from figures_pipeline.keys import (
     LIBRARIES,
     MISSING,
     DependencyResolver,
+    CacheFile,
     FileHasher,
     KeyContext,
     code_key,
     describe_spec,
     full_key,
     sha256_bytes,
-    write_text_atomically,
 )
 from figures_pipeline.pool import PageJob, PageRun, WorkerPool
 from figures_pipeline.store import Entry, Store
@@ -116,6 +116,7 @@ class Engine:
         self.store = Store(self.store_dir, self.hasher)
         self.resolver = DependencyResolver(self.hasher)
         self.code_digests = CodeDigestCache(cache_file.with_name("code-digests.json"))
+        self.run_times = RunTimes(cache_file.with_name("run-times.json"))
         self._failures: dict[str, Failure] = {}
         self._pool: WorkerPool | None = None
         self._lock = threading.Lock()
@@ -210,8 +211,7 @@ class Engine:
             else:
                 page_finished(page.display, False)
         self._run_pages(second_wave, report, page_finished)
-        self.hasher.save()
-        self.code_digests.save()
+        self._save_caches()
         return report
 
     def close(self) -> None:
@@ -219,8 +219,12 @@ class Engine:
         if self._pool is not None:
             self._pool.close()
             self._pool = None
+        self._save_caches()
+
+    def _save_caches(self) -> None:
         self.hasher.save()
         self.code_digests.save()
+        self.run_times.save()
 
     def _run_pages(self, pages: list[Page], report: RunReport, finished: Callable[[str, bool], None]) -> None:
         if not pages:
@@ -228,12 +232,11 @@ class Engine:
         if self._pool is None:
             self._pool = WorkerPool(self.jobs, self.root)
         by_display = {page.display: page for page in pages}
-        # Longest pages first (by code size, an estimate of run time), so no long page starts last.
-        ordered = sorted(pages, key=lambda page: -sum(len(block.code) for block in page.blocks))
-        jobs = [self._job(page) for page in ordered]
+        jobs = [self._job(page) for page in self.run_times.longest_first(pages)]
 
         def record(run: PageRun) -> None:
             page = by_display[run.job.page]
+            self.run_times.record(page, run.seconds)
             failure = self._record(page, run)
             with self._lock:
                 report.ran.append(page.display)
@@ -396,39 +399,55 @@ class CodeDigestCache:
     """
 
     def __init__(self, cache_file: Path | None) -> None:
-        self._cache_file = cache_file
-        self._digests: dict[str, str] = {}
-        self._dirty = False
-        self._lock = threading.Lock()
-        if cache_file is not None:
-            try:
-                loaded = json.loads(cache_file.read_text(encoding="utf-8"))
-                self._digests = {str(key): str(value) for key, value in loaded.items()}
-            except (OSError, ValueError, AttributeError):
-                self._digests = {}
+        self._cache = CacheFile(cache_file, lambda value: isinstance(value, str))
 
     def digest(self, code: str) -> str:
         """Return :func:`figures_pipeline.blocks.code_digest` of ``code``, from the cache if possible."""
         # The key format is part of the cache key, so a new normalisation never reuses old digests.
         raw = sha256_bytes(f"{KEY_FORMAT}\0{code}".encode("utf-8"))
-        with self._lock:
-            cached = self._digests.get(raw)
+        cached = self._cache.get(raw)
         if cached is not None:
             return cached
         digest = code_digest(code)
-        with self._lock:
-            self._digests[raw] = digest
-            self._dirty = True
+        self._cache.put(raw, digest)
         return digest
 
     def save(self) -> None:
-        """Write the cache file if a digest was added since it was read."""
-        if self._cache_file is None or not self._dirty:
-            return
-        with self._lock:
-            text = json.dumps(self._digests, sort_keys=True)
-            self._dirty = False
-        write_text_atomically(self._cache_file, text)
+        self._cache.save()
+
+
+class RunTimes:
+    """How long each page took to run here last time, kept on disk to order the next run.
+
+    Pages start longest first, so a long page does not start last and keep one worker busy after
+    the others have finished. A page with no recorded time is estimated from its code size, at
+    the rate (seconds per character) of the pages that have one. With no recorded time at all,
+    pages are ordered by code size alone.
+    The times are a local cache like the file hashes: they only change the order, never a result.
+    """
+
+    def __init__(self, cache_file: Path | None) -> None:
+        self._cache = CacheFile(cache_file, lambda value: isinstance(value, (int, float)) and value >= 0)
+
+    def record(self, page: Page, seconds: float) -> None:
+        self._cache.put(page.display, round(seconds, 2))
+
+    def longest_first(self, pages: list[Page]) -> list[Page]:
+        """Return ``pages`` ordered by estimated run time, longest first (ties by path)."""
+        recorded = {page.display: self._cache.get(page.display) for page in pages}
+        sizes = {page.display: sum(len(block.code) for block in page.blocks) for page in pages}
+        measured = [(recorded[name], sizes[name]) for name in recorded if recorded[name] is not None]
+        measured_size = sum(size for _, size in measured)
+        rate = sum(seconds for seconds, _ in measured) / measured_size if measured_size else 1.0
+
+        def estimate(page: Page) -> float:
+            seconds = recorded[page.display]
+            return float(seconds) if seconds is not None else sizes[page.display] * rate
+
+        return sorted(pages, key=lambda page: (-estimate(page), page.display))
+
+    def save(self) -> None:
+        self._cache.save()
 
 
 def describe_failure(page: Page, index: int, error: dict) -> tuple[int, str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -247,3 +248,24 @@ def test_library_version_change_reported(project):
     manifest.write_text(manifest.read_text().replace('["lib:numpy","', '["lib:numpy","0.1-'))
     status = project.cli("status")
     assert "content/ko/s/01-a.md:9: stale: library version changed: numpy 0.1-" in status.stdout
+
+
+def test_run_times_order_next_run(project):
+    # Code size puts the long page first; the times recorded by a run put the slow page first.
+    project.lesson("ko/s/01-slow.md", "```python run\nimport time\ntime.sleep(1.5)\n```")
+    long_code = "\n".join(f"value_{number} = {number}" for number in range(40))
+    project.lesson("ko/s/02-long.md", f"```python run\n{long_code}\n```")
+    engine = project.engine(jobs=1)
+    order = [page.display for page in engine.run_times.longest_first(engine.scan())]
+    assert order == ["content/ko/s/02-long.md", "content/ko/s/01-slow.md"]
+
+    engine.run()
+    times = json.loads((project.root / ".cache/figures/run-times.json").read_text())
+    assert times["content/ko/s/01-slow.md"] >= 1.5
+    assert times["content/ko/s/02-long.md"] < 1.5
+
+    # A page with no recorded time is estimated at the recorded pages' seconds per character.
+    project.lesson("ko/s/03-new.md", "```python run\n" + "\n".join([long_code] * 4) + "\n```")
+    later = project.engine(jobs=1)
+    order = [page.display for page in later.run_times.longest_first(later.scan())]
+    assert order == ["content/ko/s/03-new.md", "content/ko/s/01-slow.md", "content/ko/s/02-long.md"]

@@ -84,13 +84,14 @@ def test_publish_shards_cover_every_job():
         assert watched in workflow["on"]["push"]["paths"]
 
 
-def test_publish_caches_pip_and_weights():
+def test_publish_caches_pip_weights_times():
     workflow = load("publish.yml")
     steps = workflow["jobs"]["regenerate"]["steps"]
     cached_paths = [step["with"]["path"] for step in steps if step.get("uses", "").startswith("actions/cache@")]
     setup_python = next(step for step in steps if step.get("uses", "").startswith("actions/setup-python@"))
 
     assert "~/.cache/torch" in cached_paths
+    assert ".cache/figures" in cached_paths
     assert setup_python["with"]["cache"] == "pip"
 
 

@@ -471,6 +471,6 @@ class _Channel:
 
 if __name__ == "__main__":
     main()
-    # Skip the interpreter's teardown (about 1.5 s per worker measured here, with torch imported): the worker
-    # has nothing left to write, and the parent removes its folder.
+    # Skip the interpreter's teardown (about 1.5 s per worker measured here, with torch imported):
+    # the worker has nothing left to write, and the parent removes its folder.
     os._exit(0)

@@ -211,9 +211,12 @@ def _apply_fallback_policy(index: SiteIndex, shown_prefix: str, default_language
             original = default.get(path_in_language)
             shown = f"{shown_prefix}{lesson.src_uri}"
             if original is None:
-                index.errors.append(
-                    AuthorError(shown, 1, "", f"lesson has no {default_language} version at {shown_prefix}{default_language}/{path_in_language}; it is left out of the site")
-                )
+                default_path = f"{default_language}/{path_in_language}"
+                if default_path in index.excluded:
+                    problem = f"its {default_language} version {shown_prefix}{default_path} is a draft or has errors"
+                else:
+                    problem = f"lesson has no {default_language} version at {shown_prefix}{default_path}"
+                index.errors.append(AuthorError(shown, 1, "", f"{problem}; it is left out of the site"))
                 del lessons[path_in_language]
                 index.excluded.add(lesson.src_uri)
                 continue

@@ -120,6 +120,20 @@ def test_english_only_lesson_is_error(project):
     ) in result.output
 
 
+def test_translation_of_invalid_lesson_names_it(project):
+    project.write(LESSON, lesson_text(minutes="eighteen"))
+    project.write("en/cnn/01-images-as-tensors.md", lesson_text())
+
+    result = project.build()
+
+    assert result.returncode != 0
+    assert "content/ko/cnn/01-images-as-tensors.md:6: key 'minutes': expected an integer" in result.output
+    assert (
+        "content/en/cnn/01-images-as-tensors.md:1: its ko version content/ko/cnn/01-images-as-tensors.md "
+        "is a draft or has errors; it is left out of the site"
+    ) in result.output
+
+
 def test_korean_only_lesson_falls_back(project):
     project.write(LESSON, lesson_text())
 

@@ -141,18 +141,23 @@ def _parse_shard(text: str) -> tuple[int, int]:
 
 
 class _Bar:
-    def __init__(self) -> None:
-        from tqdm import tqdm
+    """A tqdm bar, shown from the first finished page on, when the number of pages is known."""
 
-        self.bar = tqdm(total=0, unit="page", file=sys.stderr, dynamic_ncols=True)
+    def __init__(self) -> None:
+        self.bar = None
 
     def update(self, display: str, done: int, total: int, ran: bool) -> None:
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="page", file=sys.stderr, dynamic_ncols=True)
         self.bar.total = total
         self.bar.set_postfix_str(display, refresh=False)
         self.bar.update(done - self.bar.n)
 
     def close(self) -> None:
-        self.bar.close()
+        if self.bar is not None:
+            self.bar.close()
 
 
 def _progress_bar(quiet: bool) -> _Bar | None:

@@ -15,8 +15,8 @@ times (at least 3), one run of every scenario per round, and reports the median 
   block       after editing the last code block of one lesson
   cold-1      empty store and no local caches, one worker (FIGURES_JOBS=1)
   cold-2      empty store and no local caches, two workers (FIGURES_JOBS=2)
-  upgrade-1   every block stale, as after a library upgrade; the local caches (file hashes and
-              the run times that order the pages) kept from earlier builds; one worker
+  upgrade-1   every block stale, as after a library upgrade, with the local caches (file hashes
+              and the run times that order the pages) kept from earlier builds, one worker
   upgrade-2   the same with two workers
 
 Peak memory is the largest sum of resident set sizes of the build's process tree (MkDocs and its
@@ -85,16 +85,16 @@ class Bench:
         for package in ("figures_pipeline", "plugins"):
             shutil.copytree(ROOT / package, root / package, ignore=shutil.ignore_patterns("__pycache__"))
         self.lesson = _first_lesson_with_blocks(root / "content")
+        self.manifest = root / "figure_store" / "manifest.txt"
         self.edits = 0
 
     def unchanged(self, scenario):
-        """Wrap a scenario that must not run code; print a warning if the store changed during it."""
+        """Wrap a scenario that must not run code, so it prints a warning if the store changed."""
 
         def run() -> tuple[float, int]:
-            manifest = self.root / "figure_store" / "manifest.txt"
-            before = _mtime(manifest)
+            before = _mtime(self.manifest)
             result = scenario()
-            if _mtime(manifest) != before:
+            if _mtime(self.manifest) != before:
                 print("  WARNING: the store changed during this build, so it ran code", flush=True)
             return result
 
@@ -116,12 +116,12 @@ class Bench:
 
     def upgrade(self, jobs: int):
         def run() -> tuple[float, int]:
-            manifest = self.root / "figure_store" / "manifest.txt"
-            if not manifest.exists():
+            if not self.manifest.exists():
                 self._build({})
             # A numpy version no entry was made with: every block is stale, nothing else changes.
-            text = manifest.read_text(encoding="utf-8")
-            manifest.write_text(re.sub(r'\["lib:numpy","[^"]*"\]', '["lib:numpy","0-benchmark"]', text), encoding="utf-8")
+            text = self.manifest.read_text(encoding="utf-8")
+            text = re.sub(r'\["lib:numpy","[^"]*"\]', '["lib:numpy","0-benchmark"]', text)
+            self.manifest.write_text(text, encoding="utf-8")
             return self._build({"FIGURES_JOBS": str(jobs)})
 
         return run

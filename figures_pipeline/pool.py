@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
+from figures_pipeline.keys import LIBRARIES
+
 _HEADER = struct.Struct(">Q")
 _FRAME_LINE = re.compile(r'File "<lesson-block-(\d+)>", line (\d+) in (\S+)')
 #: Seconds a worker may take to start, importing the libraries its pages use.
@@ -35,15 +37,9 @@ _STARTUP_TIMEOUT = 120.0
 # is tied to the thread, not the process), so one long-lived thread starts every worker.
 _SPAWNER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="figures-spawner")
 _SCRATCH_PREFIX = "figures-worker-"
-#: Libraries a worker imports as it starts when a page to run imports them (the libraries the key
-#: covers by version), so no page's run time includes them. The toolkit is built on all of them.
-PRELOADABLE = {
-    "numpy": "numpy",
-    "matplotlib": "matplotlib.pyplot",
-    "torch": "torch",
-    "torchvision": "torchvision",
-    "timm": "timm",
-}
+#: Module a worker imports as it starts, for each library the key covers by version, when a page
+#: to run imports that library. So no page's run time includes the import.
+PRELOADABLE = {name: "matplotlib.pyplot" if name == "matplotlib" else name for name in LIBRARIES}
 TOOLKIT_PACKAGE = "figures_pipeline"
 
 
@@ -69,7 +65,7 @@ class PageRun:
 
     job: PageJob
     results: list[dict] = field(default_factory=list)
-    #: Wall-clock seconds of the page's blocks, without the worker's start-up
+    #: Wall-clock seconds of the page's blocks, without the worker's start-up.
     seconds: float = 0.0
 
 
@@ -148,7 +144,7 @@ class _Worker:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        #: Modules the worker imports as it starts; a running worker keeps what it has.
+        #: Modules the worker imports as it starts. A running worker keeps the ones it imported.
         self.preload: list[str] = []
         self.process: subprocess.Popen | None = None
         self.scratch_dir: Path | None = None

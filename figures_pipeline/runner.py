@@ -28,8 +28,8 @@ from figures_pipeline.keys import (
     KEY_FORMAT,
     LIBRARIES,
     MISSING,
-    DependencyResolver,
     CacheFile,
+    DependencyResolver,
     FileHasher,
     KeyContext,
     code_key,
@@ -423,7 +423,8 @@ class RunTimes:
     the others have finished. A page with no recorded time is estimated from its code size, at
     the rate (seconds per character) of the pages that have one. With no recorded time at all,
     pages are ordered by code size alone.
-    The times are a local cache like the file hashes: they only change the order, never a result.
+
+    The times are a local cache like the file hashes: they change the order, never a result.
     """
 
     def __init__(self, cache_file: Path | None) -> None:

@@ -251,7 +251,7 @@ def test_library_version_change_reported(project):
 
 
 def test_run_times_order_next_run(project):
-    # Code size puts the long page first; the times recorded by a run put the slow page first.
+    # Code size puts the long page first, and the times recorded by a run put the slow page first.
     project.lesson("ko/s/01-slow.md", "```python run\nimport time\ntime.sleep(1.5)\n```")
     long_code = "\n".join(f"value_{number} = {number}" for number in range(40))
     project.lesson("ko/s/02-long.md", f"```python run\n{long_code}\n```")

@@ -175,7 +175,7 @@ def test_seeded_rngs_same_on_every_page(project):
 
 
 def test_torch_preloaded_and_seeded(project):
-    # One worker runs both pages; it imported torch before either began, yet both draw the same numbers.
+    # One worker runs both pages. It imported torch before either began, yet both draw the same numbers.
     code = """
         ```python run
         import sys
